@@ -1,13 +1,21 @@
 """rxllm: reactive stream processing for LLM provider streams.
 
-A provider's streaming response is an ``Observable`` of normalized events; operators in
-``rxllm.operators`` add fallback, retries, structured-output assembly and flow control.
+A provider's streaming response is a cold ``Observable`` of normalized events
+(``rxllm.events``); operators in ``rxllm.operators`` add fallback, retries, structured-output
+assembly and flow control::
+
+    import rxllm
+    from rxllm import operators as ops
+
+    gpt = rxllm.provider("openai/gpt-4o-mini")
+    async for event in rxllm.to_aiter(gpt.stream(rxllm.Request.of("Hello"))):
+        ...
 """
 
 from __future__ import annotations
 
 from ._replay import replay
-from .aio import collect
+from .aio import collect, from_aiter, to_aiter
 from .errors import RxllmError, StreamInterrupted
 from .events import (
     Event,
@@ -21,6 +29,7 @@ from .events import (
 )
 from .request import Message, Request, Tool
 from .response import Response
+from .transport import Provider, Timeouts, aclose, provider, session
 
 __version__ = "0.1.0"
 
@@ -28,6 +37,7 @@ __all__ = [
     "Event",
     "Finished",
     "Message",
+    "Provider",
     "ReasoningDelta",
     "Request",
     "Response",
@@ -35,11 +45,17 @@ __all__ = [
     "Started",
     "StreamInterrupted",
     "TextDelta",
+    "Timeouts",
     "Tool",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
     "__version__",
+    "aclose",
     "collect",
+    "from_aiter",
+    "provider",
     "replay",
+    "session",
+    "to_aiter",
 ]

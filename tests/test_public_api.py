@@ -1,0 +1,30 @@
+"""The public faces: sorted ``__all__`` lists whose names all exist."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = [
+    "rxllm",
+    "rxllm.aio",
+    "rxllm.errors",
+    "rxllm.events",
+    "rxllm.operators",
+    "rxllm.providers",
+    "rxllm.request",
+    "rxllm.response",
+    "rxllm.transport",
+    "rxllm.wire",
+]
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_all_is_sorted_and_complete(name: str) -> None:
+    """Each public module's __all__ is sorted and every name in it can be imported."""
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported)
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.{attr}"
