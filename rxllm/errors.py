@@ -43,6 +43,8 @@ hooks and batch output use.
     ├── ValidationHalted                           validate(on_invalid="halt") met a bad item
     ├── ReplayWindowExceeded                       resume asked for an id older than the window
     ├── SlowConsumer                               a subscriber's queue filled up: it was dropped
+    ├── UnknownId (LookupError)                    a stream or event id the store never issued
+    ├── StreamCancelled                            the hub's upstream was cancelled
     └── SpecError (ValueError)                     a pipeline spec is invalid (``path``, ``line``)
 
 Messages are capped at 2 KB and never contain an API key: provider error text passes
@@ -94,9 +96,11 @@ __all__ = [
     "ServerError",
     "SlowConsumer",
     "SpecError",
+    "StreamCancelled",
     "StreamInterrupted",
     "StringTooLong",
     "TransportError",
+    "UnknownId",
     "ValidationHalted",
     "WireError",
     "error_kind",
@@ -151,6 +155,9 @@ def _rebuild(cls: type[RxllmError], args: tuple[Any, ...], state: dict[str, Any]
     obj = cls.__new__(cls)
     Exception.__init__(obj, *args)
     obj.__dict__.update(state)
+    cause = state.get("cause")
+    if isinstance(cause, BaseException):  # StreamInterrupted: __cause__ is not in __dict__
+        obj.__cause__ = cause
     return obj
 
 
@@ -541,6 +548,31 @@ class SlowConsumer(RxllmError):
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class UnknownId(RxllmError, LookupError):
+    """A stream id, or an event id within a stream, that the store never issued.
+
+    Not the same as a trimmed id (``ReplayWindowExceeded``). ``event_id`` is ``None`` when
+    the stream itself is unknown: never started, or forgotten after its window aged out.
+    """
+
+    kind = "unknown_id"
+
+    def __init__(self, message: str, *, stream_id: str, event_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.event_id = event_id
+
+
+class StreamCancelled(RxllmError):
+    """The hub's upstream for ``stream_id`` was cancelled before it ended."""
+
+    kind = "cancelled"
+
+    def __init__(self, message: str, *, stream_id: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
 
 
 class SpecError(RxllmError, ValueError):

@@ -38,12 +38,25 @@ class ToolCallRef:
 
     @classmethod
     def from_openai(cls, data: Mapping[str, Any]) -> ToolCallRef:
-        """Build from OpenAI's ``{"id", "type": "function", "function": {...}}`` shape."""
-        fn = data.get("function", data)
-        args = fn.get("arguments", {})
+        """Build from OpenAI's ``{"id", "type": "function", "function": {...}}`` shape.
+
+        ``arguments`` may be a JSON string (OpenAI) or an object (Ollama); anything that is
+        not a JSON object, or a call without a name, raises ``ConfigError``.
+        """
+        fn = data.get("function", data) if isinstance(data, Mapping) else None
+        if not isinstance(fn, Mapping) or not fn.get("name"):
+            raise ConfigError(f"a tool call needs a function name: {data!r:.200}")
+        args = fn.get("arguments") or {}
         if isinstance(args, str | bytes):
-            args = orjson.loads(args) if args else {}
-        return cls(id=str(data.get("id", "")), name=str(fn["name"]), arguments=dict(args))
+            try:
+                args = orjson.loads(args) if args.strip() else {}
+            except orjson.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"tool call {fn['name']!r} arguments are not JSON: {exc}"
+                ) from None
+        if not isinstance(args, Mapping):
+            raise ConfigError(f"tool call {fn['name']!r} arguments are not a JSON object")
+        return cls(id=str(data.get("id") or ""), name=str(fn["name"]), arguments=dict(args))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +78,8 @@ class Message:
             raise ConfigError(f"message role must be one of {_ROLES}, not {self.role!r}")
         if self.role == "tool" and not self.tool_call_id:
             raise ConfigError("a tool message needs tool_call_id")
+        if self.content is not None and not isinstance(self.content, str):
+            raise ConfigError(f"message content must be text, not {type(self.content).__name__}")
 
     @classmethod
     def coerce(cls, value: Message | Mapping[str, Any]) -> Message:
@@ -104,11 +119,16 @@ class Tool:
         ``{"name", "description", "parameters"}`` mapping."""
         if isinstance(value, Tool):
             return value
-        fn = value.get("function", value)
+        fn = value.get("function", value) if isinstance(value, Mapping) else None
+        if not isinstance(fn, Mapping) or not fn.get("name"):
+            raise ConfigError(f"a tool needs a name: {value!r:.200}")
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"tool {fn['name']!r} parameters must be a JSON Schema object")
         return cls(
-            name=fn["name"],
-            description=fn.get("description", ""),
-            parameters=fn.get("parameters") or {"type": "object", "properties": {}},
+            name=str(fn["name"]),
+            description=fn.get("description") or "",
+            parameters=params,
         )
 
 

@@ -92,11 +92,31 @@ class StreamDecoder(Protocol):
 class Dialect(Protocol):
     """A provider's wire dialect (sans-IO)."""
 
-    name: str
-    default_base_url: str
-    api_key_env: tuple[str, ...]
-    request_id_header: str
-    stream_content_type: str
+    # Read-only members, so the class attributes of ``DialectBase`` subclasses satisfy them.
+    @property
+    def name(self) -> str:
+        """The dialect's registry name (``"openai"``...)."""
+        ...
+
+    @property
+    def default_base_url(self) -> str:
+        """The provider's base URL when none is configured."""
+        ...
+
+    @property
+    def api_key_env(self) -> tuple[str, ...]:
+        """Environment variables that may hold the API key, in order (empty: no key)."""
+        ...
+
+    @property
+    def request_id_header(self) -> str:
+        """The response header carrying the provider's request id."""
+        ...
+
+    @property
+    def stream_content_type(self) -> str:
+        """The content type of a streamed response body."""
+        ...
 
     def started(self, headers: Mapping[str, str], *, provider: str, model: str) -> Started:
         """The ``Started`` event for accepted response headers (request id included)."""

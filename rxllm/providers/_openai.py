@@ -17,6 +17,7 @@ from rxllm.errors import (
     QuotaExhausted,
     RateLimited,
     ServerError,
+    WireError,
 )
 from rxllm.events import (
     Event,
@@ -189,23 +190,31 @@ class OpenAIDialect(DialectBase):
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError:
         """``{"error": {"message", "type", "param", "code"}}`` (or any text) to a typed error."""
-        data = load_json_body(body)
-        err = data.get("error") if isinstance(data, Mapping) else None
-        if isinstance(err, Mapping):
-            message = str(err.get("message") or f"HTTP {status}")
-            code = err.get("code") or err.get("type")
-            return make_error(
-                status,
-                message,
-                code=None if code is None else str(code),
-                headers=headers,
-                provider=self.name,
-            )
-        if isinstance(err, str):  # Ollama and some proxies: {"error": "..."}
-            return make_error(status, err, headers=headers, provider=self.name)
+        return openai_error(status, headers, body, provider=self.name)
+
+
+def openai_error(
+    status: int, headers: Mapping[str, str], body: bytes, *, provider: str
+) -> ProviderError:
+    """Map an OpenAI-shaped error response (``{"error": {...}}``, ``{"error": "..."}`` or any
+    text) to a typed error; shared by the Chat Completions and Responses dialects."""
+    data = load_json_body(body)
+    err = data.get("error") if isinstance(data, Mapping) else None
+    if isinstance(err, Mapping):
+        message = str(err.get("message") or f"HTTP {status}")
+        code = err.get("code") or err.get("type")
         return make_error(
-            status, body_snippet(body) or f"HTTP {status}", headers=headers, provider=self.name
+            status,
+            message,
+            code=None if code is None else str(code),
+            headers=headers,
+            provider=provider,
         )
+    if isinstance(err, str):  # Ollama and some proxies: {"error": "..."}
+        return make_error(status, err, headers=headers, provider=provider)
+    return make_error(
+        status, body_snippet(body) or f"HTTP {status}", headers=headers, provider=provider
+    )
 
 
 class OpenAIStreamDecoder(SSEStreamDecoder):
@@ -242,6 +251,7 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
                     delta = choice["delta"]
                     content = delta["content"]
                     finish = choice["finish_reason"]
+                    index = choice["index"]
                 except Exception:  # noqa: BLE001, S110 - any other shape: the general path
                     pass
                 else:
@@ -249,6 +259,8 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
                         content
                         and finish is None
                         and len(delta) == 1
+                        and content.__class__ is str
+                        and index == 0
                         and chunk.get("usage") is None
                     ):
                         ev = _new(TextDelta)
@@ -280,26 +292,40 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
         except orjson.JSONDecodeError:
             self._not_json(data, out)
             return
-        choices = chunk.get("choices")
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta")
-            if delta:
-                content = delta.get("content")
-                if content:
-                    out.append(_text_delta(content, chunk))
-                if content is None or len(delta) > 1:
-                    self._other(delta, chunk, out)
-            if choice.get("finish_reason"):
-                self._finish_reason(choice["finish_reason"], chunk, out)
-            if chunk.get("usage"):
-                out.append(usage_event(chunk["usage"]))
-        elif chunk.__class__ is dict:
-            self._extra(chunk, out)
-        else:
+        if chunk.__class__ is not dict:
             raise MalformedFrame(
                 "an OpenAI stream event is not a JSON object", frame=data.decode("utf-8", "replace")
             )
+        try:
+            self._chunk(chunk, out)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            # A JSON object of the wrong shape (a choice or delta that is not an object...).
+            raise MalformedFrame(
+                f"an OpenAI stream chunk has an unexpected shape: {exc}",
+                frame=data.decode("utf-8", "replace"),
+            ) from None
+
+    def _chunk(self, chunk: dict[str, Any], out: list[Event]) -> None:
+        choices = chunk.get("choices")
+        if choices:
+            choice = choices[0]
+            if choice.get("index") not in (0, None):  # n > 1: only choice 0 is decoded
+                choice = next((c for c in choices if c.get("index") in (0, None)), None)
+            delta = choice.get("delta") if choice is not None else None
+            if delta:
+                content = delta.get("content")
+                if content:
+                    if content.__class__ is not str:
+                        raise TypeError("delta.content is not a string")
+                    out.append(_text_delta(content, chunk))
+                if content is None or len(delta) > 1:
+                    self._other(delta, chunk, out)
+            if choice is not None and choice.get("finish_reason"):
+                self._finish_reason(choice["finish_reason"], chunk, out)
+            if chunk.get("usage"):
+                out.append(usage_event(chunk["usage"]))
+        else:
+            self._extra(chunk, out)
 
     def _not_json(self, data: bytes, out: list[Event]) -> None:
         text = data.decode("utf-8", "replace").strip()
@@ -330,7 +356,7 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
         if reasoning and isinstance(reasoning, str):
             out.append(_reasoning_delta(reasoning, chunk))
         refusal = delta.get("refusal")
-        if refusal:
+        if refusal and isinstance(refusal, str):
             out.append(_text_delta(refusal, chunk))
         for tc in delta.get("tool_calls") or ():
             self._tool_delta(tc, chunk, out)
@@ -407,13 +433,14 @@ def usage_event(usage: Mapping[str, Any]) -> Usage:
 class OpenAIJSONDecoder(SSEStreamDecoder):
     """A server that answered with one ``chat.completion`` JSON body instead of a stream."""
 
-    __slots__ = ("_body", "_limit", "_prov")
+    __slots__ = ("_body", "_limit", "_prov", "_size")
 
     def __init__(
         self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, provider: str = "openai"
     ) -> None:
         super().__init__(max_event_bytes=max_event_bytes)
         self._body: list[bytes] = []
+        self._size = 0
         self._limit = max_event_bytes
         self._prov = provider
 
@@ -421,7 +448,8 @@ class OpenAIJSONDecoder(SSEStreamDecoder):
         """Buffer the body (bounded)."""
         if self.error is None:
             self._body.append(data)
-            if sum(map(len, self._body)) > self._limit:
+            self._size += len(data)
+            if self._size > self._limit:
                 self._fail(
                     FrameTooLarge(
                         f"a JSON body is larger than {self._limit} bytes", limit=self._limit
@@ -437,8 +465,11 @@ class OpenAIJSONDecoder(SSEStreamDecoder):
             return out
         try:
             self._translate(out)
-        except (ProviderError, MalformedFrame) as exc:
+        except (ProviderError, WireError) as exc:
             self._fail(exc)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            out.clear()
+            self._fail(MalformedFrame(f"a JSON completion has an unexpected shape: {exc}"))
         return out
 
     def _translate(self, out: list[Event]) -> None:
