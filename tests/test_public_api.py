@@ -11,10 +11,12 @@ PUBLIC = [
     "rxllm.aio",
     "rxllm.errors",
     "rxllm.events",
+    "rxllm.hub",
     "rxllm.operators",
     "rxllm.providers",
     "rxllm.request",
     "rxllm.response",
+    "rxllm.store",
     "rxllm.transport",
     "rxllm.wire",
 ]
