@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
 import orjson
@@ -132,7 +131,7 @@ class Tool:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """A provider-neutral chat request.
 
@@ -150,27 +149,48 @@ class Request:
         metadata: free-form data for hooks and logs; never sent.
     """
 
-    messages: tuple[Message, ...] = ()
-    tools: tuple[Tool, ...] = ()
-    tool_choice: str | None = None
-    response_schema: Mapping[str, Any] | None = None
-    response_schema_name: str = "response"
-    temperature: float | None = None
-    max_tokens: int | None = None
-    stop: tuple[str, ...] = ()
-    model: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    messages: tuple[Message, ...]
+    tools: tuple[Tool, ...]
+    tool_choice: str | None
+    response_schema: Mapping[str, Any] | None
+    response_schema_name: str
+    temperature: float | None
+    max_tokens: int | None
+    stop: tuple[str, ...]
+    model: str | None
+    extra: Mapping[str, Any]
+    metadata: Mapping[str, Any]
 
-    def __post_init__(self) -> None:
-        # Accept any iterables and OpenAI-shaped dicts; store immutable tuples.
-        set_ = object.__setattr__
-        set_(self, "messages", tuple(Message.coerce(m) for m in _iter(self.messages)))
-        set_(self, "tools", tuple(Tool.coerce(t) for t in _iter(self.tools)))
-        stop: Any = self.stop
-        set_(self, "stop", (stop,) if isinstance(stop, str) else tuple(stop))
-        if self.max_tokens is not None and self.max_tokens <= 0:
+    def __init__(
+        self,
+        *,
+        messages: Iterable[Message | Mapping[str, Any]] = (),
+        tools: Iterable[Tool | Mapping[str, Any]] = (),
+        tool_choice: str | None = None,
+        response_schema: Mapping[str, Any] | None = None,
+        response_schema_name: str = "response",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | Iterable[str] = (),
+        model: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        # Accept any iterables and OpenAI-shaped dicts; store immutable tuples and mappings.
+        if max_tokens is not None and max_tokens <= 0:
             raise ConfigError("max_tokens must be positive")
+        set_ = object.__setattr__
+        set_(self, "messages", tuple(Message.coerce(m) for m in _iter(messages)))
+        set_(self, "tools", tuple(Tool.coerce(t) for t in _iter(tools)))
+        set_(self, "tool_choice", tool_choice)
+        set_(self, "response_schema", response_schema)
+        set_(self, "response_schema_name", response_schema_name)
+        set_(self, "temperature", temperature)
+        set_(self, "max_tokens", max_tokens)
+        set_(self, "stop", (stop,) if isinstance(stop, str) else tuple(stop))
+        set_(self, "model", model)
+        set_(self, "extra", dict(extra or {}))  # copies: a caller's dict cannot change it
+        set_(self, "metadata", dict(metadata or {}))
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> Request:
