@@ -21,7 +21,7 @@ import orjson
 
 from .errors import ConfigError
 
-__all__ = ["Message", "Request", "Role", "Tool", "ToolCallRef"]
+__all__ = ["FrozenMap", "Message", "Request", "Role", "Tool", "ToolCallRef"]
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
 _ROLES = ("system", "user", "assistant", "tool")
@@ -189,8 +189,8 @@ class Request:
         set_(self, "max_tokens", max_tokens)
         set_(self, "stop", (stop,) if isinstance(stop, str) else tuple(stop))
         set_(self, "model", model)
-        set_(self, "extra", dict(extra or {}))  # copies: a caller's dict cannot change it
-        set_(self, "metadata", dict(metadata or {}))
+        set_(self, "extra", FrozenMap(extra or {}))
+        set_(self, "metadata", FrozenMap(metadata or {}))
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> Request:
@@ -215,6 +215,22 @@ class Request:
     def conversation(self) -> tuple[Message, ...]:
         """Every message except the system ones."""
         return tuple(m for m in self.messages if m.role != "system")
+
+
+class FrozenMap(dict[str, Any]):
+    """A read-only copy of a mapping that still pickles (``MappingProxyType`` does not)."""
+
+    __slots__ = ()
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this mapping is read-only")
+
+    __setitem__ = __delitem__ = _readonly
+    update = pop = popitem = clear = setdefault = _readonly
+    __ior__ = _readonly
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
 
 
 def _iter(value: Any) -> Sequence[Any]:
