@@ -1,0 +1,123 @@
+"""json_items: items under a prefix from text deltas, as an Rx operator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import reactivex
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+
+from rxllm import Finished, ReasoningDelta, Started, TextDelta, Usage, replay
+from rxllm.errors import DepthExceeded, IncompleteJson, InvalidJson
+from rxllm.operators import json_items
+
+
+def _collect(source: Observable[Any]) -> tuple[list[Any], Exception | None, bool]:
+    items: list[Any] = []
+    errors: list[Exception] = []
+    done: list[bool] = []
+    source.subscribe(items.append, errors.append, lambda: done.append(True))
+    return items, (errors[0] if errors else None), bool(done)
+
+
+def test_items_from_events_ignoring_others() -> None:
+    """TextDelta text is parsed; Started, Usage, reasoning and Finished are ignored."""
+    events = [
+        Started(provider="p", model="m"),
+        ReasoningDelta(text="[1, 2]"),
+        TextDelta(text='Here:\n```json\n{"people": [{"n": 1}, '),
+        TextDelta(text='{"n": 2.5}]}\n```'),
+        Usage(output_tokens=3),
+        Finished(reason="stop"),
+    ]
+    items, error, done = _collect(reactivex.from_iterable(events).pipe(json_items("people.item")))
+    assert (items, error, done) == ([{"n": 1}, {"n": 2.5}], None, True)
+
+
+def test_plain_strings_one_character_each() -> None:
+    """Plain str deltas of one character each give the same items as orjson."""
+    doc = {"people": [{"name": "Ada", "tags": ["x", "]"]}, {"name": "Bob \u00e9 \U0001f600"}]}
+    text = "Sure. " + orjson.dumps(doc).decode() + " Done [ok]."
+    items, error, _ = _collect(reactivex.from_iterable(list(text)).pipe(json_items("people.item")))
+    assert error is None
+    assert items == doc["people"]
+
+
+def test_several_documents_in_a_row() -> None:
+    """Each top-level document yields its items."""
+    source = reactivex.from_iterable(["[1, 2] and also [3", "] then {}"])
+    items, error, _ = _collect(source.pipe(json_items("item")))
+    assert (items, error) == ([1, 2, 3], None)
+
+
+def test_items_arrive_before_the_stream_ends() -> None:
+    """Each item is emitted as soon as the delta with its closing bracket arrives."""
+    subject: reactivex.subject.Subject[str] = reactivex.subject.Subject()
+    items: list[Any] = []
+    subject.pipe(json_items("item")).subscribe(items.append)
+    subject.on_next('[{"a": 1}, {"a"')
+    assert items == [{"a": 1}]
+    subject.on_next(": 2}")
+    assert items == [{"a": 1}, {"a": 2}]
+
+
+def test_errors_are_typed_and_keep_earlier_items() -> None:
+    """A bound or grammar error ends the stream after the items before it."""
+    items, error, _ = _collect(reactivex.from_iterable(["[1, ", "[" * 100]).pipe(json_items()))
+    assert items == [1]
+    assert isinstance(error, DepthExceeded)
+    items, error, _ = _collect(reactivex.from_iterable(['[{"a": 1}, {"a" 2}]']).pipe(json_items()))
+    assert items == [{"a": 1}]
+    assert isinstance(error, InvalidJson)
+
+
+def test_truncated_document_is_incomplete() -> None:
+    """A stream that stops inside the document ends with IncompleteJson."""
+    items, error, _ = _collect(reactivex.from_iterable(['[{"a": 1}, {"a": 2']).pipe(json_items()))
+    assert items == [{"a": 1}]
+    assert isinstance(error, IncompleteJson)
+
+
+def test_upstream_error_passes_through() -> None:
+    """The upstream's error reaches the consumer unchanged."""
+    boom = RuntimeError("boom")
+    source = reactivex.concat(reactivex.of("[1,"), reactivex.throw(boom))
+    items, error, _ = _collect(source.pipe(json_items()))
+    assert items == [1]
+    assert error is boom
+
+
+def test_error_disposes_upstream() -> None:
+    """A JSON error disposes the upstream subscription (cancelling the request)."""
+    disposed: list[bool] = []
+
+    def subscribe(observer: abc.ObserverBase[str], _: Any = None) -> abc.DisposableBase:
+        observer.on_next("[" * 80)
+        return Disposable(lambda: disposed.append(True))
+
+    _, error, _ = _collect(reactivex.create(subscribe).pipe(json_items()))
+    assert isinstance(error, DepthExceeded)
+    assert disposed == [True]
+
+
+def test_through_replay() -> None:
+    """Items assemble from a replayed OpenAI stream."""
+    pieces = ['{"items": [', '{"id": 1}', ", ", '{"id": 2}', "]}"]
+    chunks = [
+        b"data: "
+        + orjson.dumps({"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
+        + b"\n\n"
+        for p in pieces
+    ]
+    chunks.append(b"data: [DONE]\n\n")
+    items, error, _ = _collect(replay("openai", chunks).pipe(json_items("items.item")))
+    assert (items, error) == ([{"id": 1}, {"id": 2}], None)
+
+
+def test_bad_arguments_fail_early() -> None:
+    """Invalid bounds are rejected when the operator is built."""
+    with pytest.raises(ValueError, match="max_depth"):
+        json_items(max_depth=0)
