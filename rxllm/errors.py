@@ -110,6 +110,9 @@ __all__ = [
 MAX_MESSAGE = 2048
 """Error messages are cut to this many characters."""
 
+MIN_SECRET = 8
+"""Known secrets shorter than this are not replaced verbatim (no real API key is that short)."""
+
 # Shapes of API keys in the wild: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza),
 # bearer tokens echoed back in an error body. Known keys are redacted verbatim as well.
 _KEY_PATTERNS = re.compile(
@@ -124,7 +127,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     provider key (``sk-...``, ``AIza...``, ``Bearer ...``) is masked as well.
     """
     for secret in secrets:
-        if secret:
+        # A real key is long; replacing a two-letter test key would mangle ordinary words.
+        if secret and len(secret) >= MIN_SECRET:
             text = text.replace(secret, "***")
     text = _KEY_PATTERNS.sub("***", text)
     if len(text) > MAX_MESSAGE:

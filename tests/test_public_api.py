@@ -16,7 +16,9 @@ PUBLIC = [
     "rxllm.providers",
     "rxllm.request",
     "rxllm.response",
+    "rxllm.sim",
     "rxllm.store",
+    "rxllm.testing",
     "rxllm.transport",
     "rxllm.wire",
 ]
