@@ -58,9 +58,10 @@ def fallback(
     the last alternative fails too, its error is raised as is.
 
     .. marble::
-        -s-#                    (primary: Started, then 429 before content)
+        -s-#                    (primary: Started "s", then a 429 before content)
+           -t-a-b-|             (alt, subscribed when the primary fails)
         [ fallback(alt) ]
-        ---s-a-b-|              (alt's Started and text; the primary's Started is gone)
+        -------(ta)-b-|         (alt's Started "t" leaves with its first token; no "s")
 
         -s-a-#                  (primary fails after its first token)
         [ fallback(alt) ]
@@ -113,7 +114,7 @@ def retry(
         -s-#                    (503 before content)
              -s-a-b-|           (second subscription, after the backoff wait)
         [ retry(attempts=3) ]
-        -------s-a-b-|
+        ---------(sa)-b-|       (the failed try's "s" is dropped; no token twice)
 
     Args:
         on: which errors to retry: an exception class, a tuple of them or a predicate.

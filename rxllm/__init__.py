@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ._replay import replay
 from .aio import collect, from_aiter, to_aiter
+from .chain import BreakerPolicy, Chain, CircuitBreaker, Hooks, RetryPolicy
 from .errors import RxllmError, StreamInterrupted
 from .events import (
     Event,
@@ -34,13 +35,18 @@ from .transport import Provider, Timeouts, aclose, provider, session
 __version__ = "0.1.0"
 
 __all__ = [
+    "BreakerPolicy",
+    "Chain",
+    "CircuitBreaker",
     "Event",
     "Finished",
+    "Hooks",
     "Message",
     "Provider",
     "ReasoningDelta",
     "Request",
     "Response",
+    "RetryPolicy",
     "RxllmError",
     "Started",
     "StreamInterrupted",
