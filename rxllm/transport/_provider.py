@@ -11,6 +11,7 @@ from reactivex import Observable
 from rxllm.errors import ConfigError
 from rxllm.events import Event
 from rxllm.providers import Dialect, get_dialect
+from rxllm.providers._base import SECRET_HEADERS
 from rxllm.request import Request
 from rxllm.wire import DEFAULT_MAX_EVENT_BYTES
 
@@ -26,8 +27,9 @@ class Provider:
     HTTP request, and disposing the subscription closes it. The API key is taken from the
     ``api_key`` argument or, at each request, from the dialect's environment variables
     (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``/``GOOGLE_API_KEY``). It
-    never appears in the repr, in errors or in logs, and an explicitly given key is dropped
-    when the provider is pickled (the unpickled copy reads the environment instead).
+    never appears in the repr, in errors or in logs, and an explicitly given key (and any
+    authorization header in ``headers``) is dropped when the provider is pickled: the
+    unpickled copy reads the environment instead.
     """
 
     __slots__ = (
@@ -124,6 +126,9 @@ class Provider:
     def __getstate__(self) -> dict[str, Any]:
         state = {slot: getattr(self, slot) for slot in self.__slots__}
         state["_api_key"] = None  # secrets never travel in pickles
+        state["headers"] = {
+            k: v for k, v in self.headers.items() if k.lower() not in SECRET_HEADERS
+        }
         state["dialect"] = self.dialect.name
         return state
 
