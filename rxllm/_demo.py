@@ -98,6 +98,8 @@ async def _stream_one(name: str, source: object, out: TextIO, style: _Style) -> 
     in_reasoning = False
     async for event in to_aiter(source):
         now = time.perf_counter()
+        if first is None and isinstance(event, ReasoningDelta | TextDelta | ToolCall):
+            first = now  # the first token: reasoning counts, as for fallback
         if isinstance(event, ReasoningDelta):
             if event.text:
                 if not in_reasoning:
@@ -108,8 +110,7 @@ async def _stream_one(name: str, source: object, out: TextIO, style: _Style) -> 
             if in_reasoning:
                 out.write("\n")
                 in_reasoning = False
-            if first is None:
-                first = now
+            if count == 0:
                 out.write("  ")
             out.write(event.text)
             count += 1

@@ -147,6 +147,7 @@ def test_provider_pickle_drops_an_explicit_key() -> None:
     data = pickle.dumps(p)
     assert CANARY.encode() not in data
     clone = pickle.loads(data)
-    assert clone._key() is None  # noqa: SLF001
+    assert clone._key() is None
     assert clone.headers == {"X-Team": "a"}
-    assert clone.name == p.name and clone.base_url == p.base_url
+    assert clone.name == p.name
+    assert clone.base_url == p.base_url
