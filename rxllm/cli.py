@@ -1,24 +1,34 @@
 """The ``rxllm`` command line (also ``python -m rxllm``).
 
-Commands: ``demo`` (streams from every simulated provider: no key, no network) and ``sim``
-(serves the provider simulator).
+Commands: ``demo`` (streams from every simulated provider: no key, no network), ``sim``
+(serves the provider simulator), ``run`` (one pipeline spec) and ``batch`` (a pipeline over
+a file of rows).
 
 Exit codes: 0 success, 1 a provider or stream failure, 2 a usage or spec error,
-130 interrupted (Ctrl-C).
+3 a validation halt, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["EXIT_BAD_SPEC", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PROVIDER", "main"]
+__all__ = [
+    "EXIT_BAD_SPEC",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PROVIDER",
+    "EXIT_VALIDATION",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_PROVIDER = 1
 EXIT_BAD_SPEC = 2
+EXIT_VALIDATION = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -42,7 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8900, help="port (default 8900)")
     sim.add_argument("--scenarios", help="a JSON or YAML file of scenarios by model name")
+
+    # Commands implemented in their own modules: each has add_parser(sub) and main(args).
+    for module in _COMMAND_MODULES.values():
+        importlib.import_module(module, __package__).add_parser(sub)
     return parser
+
+
+_COMMAND_MODULES = {"run": "._cli_run", "batch": "._cli_batch"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._demo import run_demo
 
             return asyncio.run(run_demo(tokens=args.tokens, tps=args.tps, color=not args.no_color))
+        if args.command in _COMMAND_MODULES:
+            command = importlib.import_module(_COMMAND_MODULES[args.command], __package__)
+            code: int = command.main(args)
+            return code
         if args.command == "sim":
             from rxllm.sim import main as sim_main
 
