@@ -88,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_BAD_SPEC  # pragma: no cover - parser.error exits
+    parser.error(f"unknown command {args.command!r}")  # exits with status 2
 
 
 if __name__ == "__main__":  # pragma: no cover
