@@ -30,6 +30,7 @@ from .events import (
 )
 from .request import Message, Request, Tool
 from .response import Response
+from .roundtable import Panelist, roundtable
 from .transport import Provider, Timeouts, aclose, provider, session
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "Finished",
     "Hooks",
     "Message",
+    "Panelist",
     "Provider",
     "ReasoningDelta",
     "Request",
@@ -62,6 +64,7 @@ __all__ = [
     "from_aiter",
     "provider",
     "replay",
+    "roundtable",
     "session",
     "to_aiter",
 ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
+from reactivex import Observable
 
 from .aio import to_aiter
-from .events import ReasoningDelta, TextDelta, ToolCall, Usage
+from .errors import error_kind
+from .events import Event, ReasoningDelta, TextDelta, ToolCall, Usage
 from .request import Request
 from .transport import aclose, provider
 
@@ -78,6 +80,10 @@ async def run_demo(
             rows.append(await _stream_one(p.name, p.stream(_request()), out, style))
     await aclose()
     _table(rows, out, style)
+    out.write("\n" + style.bold("roundtable") + " - three simulated panelists take turns\n")
+    async with serve() as sim:
+        await _roundtable_demo(sim, out, style)
+    await aclose()
     return 0
 
 
@@ -136,3 +142,97 @@ def _table(rows: list[_Row], out: TextIO, style: _Style) -> None:
         inp = row.usage.input_tokens if row.usage and row.usage.input_tokens is not None else "-"
         outp = row.usage.output_tokens if row.usage and row.usage.output_tokens is not None else "-"
         out.write(f"{row.provider:<28}{ttft:>9}{tps:>9}{inp!s:>6}{outp!s:>6}\n")
+
+
+# --- the roundtable --------------------------------------------------------------------------
+
+_TOPIC = "Should every LLM API stream its answers?"
+
+_LINES = {
+    ("Ada", "openai"): (
+        "Yes. Streaming cuts the time to the first token, and people feel that far more "
+        "than the total time.",
+        "Bo is right about retries, which is why a failure is retried only before the "
+        "first token and never after.",
+    ),
+    ("Bo", "anthropic"): (
+        "Not always. A short answer gains nothing from it, and a stream is harder to "
+        "retry and to cache.",
+        "Then I accept streams, provided a slow reader can push back on the producer.",
+    ),
+    ("Cy", "gemini"): (
+        "History sides with Ada: every medium that could stream eventually did, from "
+        "radio to video.",
+        "Backpressure is an old lesson: the telegraph had flow control long before computers did.",
+    ),
+}
+
+
+class _Seat:
+    """A simulated panelist that says its scripted line for the round it is asked in."""
+
+    def __init__(self, sim: Any, dialect: str, lines: tuple[str, ...], drop_in: int) -> None:
+        self.sim = sim
+        self.dialect = dialect
+        self.lines = lines
+        self.drop_in = drop_in
+
+    def stream(self, request: Request) -> Observable[Event]:
+        """The line of the request's round, streamed by the simulator."""
+        round_no = int(request.metadata["roundtable"]["round"])
+        scenario: dict[str, Any] = {
+            "text": self.lines[round_no - 1],
+            "tokens_per_second": 120,
+            "first_token_delay": 0.05,
+        }
+        if round_no == self.drop_in:
+            scenario["drop_after_bytes"] = 2400  # the connection breaks mid-sentence
+        p = provider(
+            f"{self.dialect}/sim-panel",
+            base_url=self.sim.base_url(self.dialect),
+            headers={"x-rxllm-sim": orjson.dumps(scenario).decode()},
+        )
+        return p.stream(request)
+
+
+async def _roundtable_demo(sim: Any, out: TextIO, style: _Style) -> None:
+    """Two rounds of three simulated panelists in turns; one connection drops in round 2."""
+    from .roundtable import (
+        PanelDelta,
+        Panelist,
+        PanelistFailed,
+        RoundtableFinished,
+        TurnFinished,
+        TurnStarted,
+        roundtable,
+    )
+
+    panel = {
+        name: Panelist(_Seat(sim, dialect, lines, drop_in=2 if name == "Cy" else 0))
+        for (name, dialect), lines in _LINES.items()
+    }
+    out.write(style.dim(f"topic: {_TOPIC}") + "\n")
+    table = roundtable(panel, _TOPIC, rounds=2, mode="turns", turn_timeout=10.0)
+    async for event in to_aiter(table, window=8):
+        if isinstance(event, TurnStarted):
+            out.write("\n" + style.bold(f"{event.panelist}") + style.dim(f" (round {event.round})"))
+            out.write("  ")
+        elif isinstance(event, PanelDelta) and isinstance(event.event, TextDelta):
+            out.write(event.event.text)
+        elif isinstance(event, TurnFinished):
+            out.write("\n")
+        elif isinstance(event, PanelistFailed):
+            out.write(
+                style.dim(
+                    f" [failed: {error_kind(event.error)}; "
+                    f"{len(event.partial.text)} characters kept]"
+                )
+                + "\n"
+            )
+        elif isinstance(event, RoundtableFinished):
+            turns = event.transcript.turns
+            failed = sum(t.failed for t in turns)
+            out.write(
+                style.dim(f"\n{event.round} rounds, {len(turns)} turns, {failed} failed") + "\n"
+            )
+        out.flush()

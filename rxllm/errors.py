@@ -29,7 +29,8 @@ hooks and batch output use.
     │   ├── ConnectTimeout
     │   ├── ReadTimeout                            no bytes within the idle read timeout
     │   ├── FirstTokenTimeout                      no content within the first-token timeout
-    │   └── IdleTimeout                            no event within the idle timeout
+    │   ├── IdleTimeout                            no event within the idle timeout
+    │   └── TurnTimeout                            a roundtable panelist's turn ran too long
     ├── StreamInterrupted                          failed after the first token (``partial``)
     │   └── IncompleteStream                       closed without the provider's terminator
     ├── CircuitOpen                                the provider's breaker is open: no request made
@@ -100,6 +101,7 @@ __all__ = [
     "StreamInterrupted",
     "StringTooLong",
     "TransportError",
+    "TurnTimeout",
     "UnknownId",
     "ValidationHalted",
     "WireError",
@@ -333,6 +335,32 @@ class RxllmTimeout(RxllmError, TimeoutError):
     def __init__(self, message: str, *, timeout: float | None = None) -> None:
         super().__init__(message)
         self.timeout = timeout
+
+
+class TurnTimeout(RxllmTimeout):
+    """A panelist's turn took longer than ``turn_timeout`` seconds; its request was closed.
+
+    Attributes:
+        timeout: the bound, in seconds.
+        panelist: whose turn it was (``None`` for the moderator).
+        partial: the ``Response`` folded from what the turn said before the deadline.
+    """
+
+    kind = "turn_timeout"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: float,
+        panelist: str | None,
+        partial: Response | None = None,
+    ) -> None:
+        from .response import Response  # core types import errors, not the other way
+
+        super().__init__(message, timeout=timeout)
+        self.panelist = panelist
+        self.partial = partial if partial is not None else Response()
 
 
 class ConnectTimeout(RxllmTimeout):
