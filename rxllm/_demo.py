@@ -80,6 +80,10 @@ async def run_demo(
             rows.append(await _stream_one(p.name, p.stream(_request()), out, style))
     await aclose()
     _table(rows, out, style)
+    out.write("\n" + style.bold("extraction pipeline") + " - a spec whose primary provider fails\n")
+    async with serve() as sim:
+        await _extraction_demo(sim, out, style)
+    await aclose()
     out.write("\n" + style.bold("roundtable") + " - three simulated panelists take turns\n")
     async with serve() as sim:
         await _roundtable_demo(sim, out, style)
@@ -236,3 +240,63 @@ async def _roundtable_demo(sim: Any, out: TextIO, style: _Style) -> None:
                 style.dim(f"\n{event.round} rounds, {len(turns)} turns, {failed} failed") + "\n"
             )
         out.flush()
+
+
+# --- the extraction pipeline -----------------------------------------------------------------
+
+_PEOPLE = "Ada Lovelace (36) leads the team, Grace Hopper, 41, manages it, Alan Turing (29) joins."
+
+
+async def _extraction_demo(sim: Any, out: TextIO, style: _Style) -> None:
+    """A pipeline spec (json_items, then validate with on_invalid: patch) whose primary
+    answers 503: the chain falls over before the first token, each person prints as it
+    closes, and the validation outcomes are counted."""
+    from .chain import FallbackInfo, Hooks
+    from .operators import ValidationReport
+    from .pipeline import loads
+    from .schema import load_schema
+
+    person = {k: v for k, v in load_schema("person.example").items() if not k.startswith("$")}
+    spec = {
+        "name": "demo-extraction",
+        "providers": {
+            "primary": {"model": "openai/sim-extract"},
+            "backup": {"model": "anthropic/sim-extract"},
+        },
+        "request": {
+            "prompt": "Extract the people from: {text}",
+            "response_schema": {
+                "type": "object",
+                "required": ["people"],
+                "properties": {"people": {"type": "array", "items": person}},
+            },
+        },
+        "steps": [
+            {"json_items": {"prefix": "people.item"}},
+            {"validate": {"schema": person, "on_invalid": "patch"}},
+        ],
+        "sim": {
+            "primary": {"status": 503, "retry_after": 1},
+            "backup": {"json_items": 5, "invalid_share": 0.4, "seed": 2, "tokens_per_second": 150},
+        },
+    }
+    pipeline = loads(orjson.dumps(spec).decode(), format="json").with_simulator(sim)
+    out.write(style.dim(f"text: {_PEOPLE}") + "\n")
+    counts: dict[str, int] = {}
+
+    def fell_over(info: FallbackInfo) -> None:
+        status = getattr(info.error, "status", "")
+        why = f"{info.reason} {status}".strip()
+        out.write(style.dim(f"  {info.from_provider} failed ({why}) -> {info.to_provider}\n"))
+
+    def reported(report: ValidationReport) -> None:
+        counts[report.action] = counts.get(report.action, 0) + 1
+
+    stream = pipeline.stream(
+        {"text": _PEOPLE}, hooks=Hooks(on_fallback=fell_over), on_report=reported
+    )
+    async for item in to_aiter(stream):
+        out.write(f"  {orjson.dumps(item).decode()}\n")
+        out.flush()
+    summary = ", ".join(f"{counts[a]} {a}" for a in ("valid", "patched", "skipped") if a in counts)
+    out.write(style.dim(f"  validation: {summary}") + "\n")

@@ -14,6 +14,7 @@ PUBLIC = [
     "rxllm.events",
     "rxllm.hub",
     "rxllm.operators",
+    "rxllm.pipeline",
     "rxllm.providers",
     "rxllm.request",
     "rxllm.response",
