@@ -10,7 +10,7 @@ reads is never corrupted.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from rxllm.errors import FrameTooLarge
 
@@ -78,6 +78,9 @@ class Decoder:
         # True while the next read needs the slow prologue: before the BOM is decided, after
         # a read that ended with CR (a leading LF completes the CRLF), or after a failure.
         self._special = True
+        # The data buffer: the data lines' values, uncopied. Past 64 lines all but the last
+        # are folded into a bytearray at index 0, so memory follows the data's size, not its
+        # line count. A single item is therefore always bytes; b"\n".join takes the bytearray.
         self._data: list[bytes] = []
         self._data_size = 0
         self._event = b""
@@ -138,8 +141,9 @@ class Decoder:
             if (
                 parts
                 and b"\n" not in b"".join(parts)
-                and (
-                    len(data) <= self.max_event_bytes or max(map(len, parts)) < self.max_event_bytes
+                and (  # every line, "data: " included, within the line bound
+                    len(data) <= self.max_event_bytes
+                    or max(map(len, parts)) <= self.max_event_bytes - 6
                 )
             ):
                 parts[0] = parts[0][6:]
@@ -166,8 +170,18 @@ class Decoder:
             lines = data.split(b"\n")
             tail = lines.pop()
             try:
-                for line in lines:
-                    self._line(line, out, raw)
+                if len(data) <= self.max_event_bytes:
+                    for line in lines:
+                        self._line(line, out, raw)
+                else:  # a whole line in this read may be over the bound, like a long tail
+                    for line in lines:
+                        if len(line) > self.max_event_bytes:
+                            self._fail()
+                            raise FrameTooLarge(
+                                f"an SSE line is longer than {self.max_event_bytes} bytes",
+                                limit=self.max_event_bytes,
+                            )
+                        self._line(line, out, raw)
             except FrameTooLarge as exc:
                 exc.events = out
                 raise
@@ -241,6 +255,7 @@ class Decoder:
         self._event = b""
         self._started = False
         self._special = True
+        self._failed = False
         return []
 
     def _field(self, line: bytes) -> None:
@@ -262,7 +277,16 @@ class Decoder:
             self._data_size += len(value) + 1
             if self._data_size > self.max_event_bytes:
                 self._too_large()
-            self._data.append(value)
+            data = self._data
+            data.append(value)
+            if len(data) > 64:
+                # Fold all but the last line into a bytearray; two items stay, so that
+                # _dispatch always joins (and returns bytes) once a fold has happened.
+                first = data[0]
+                head = bytearray(first) if first.__class__ is bytes else cast(bytearray, first)
+                head += b"\n"  # in place
+                head += b"\n".join(data[1:-1])
+                self._data = [cast(bytes, head), value]
         elif name == b"event":
             self._event = value
         elif name == b"id":
@@ -314,7 +338,8 @@ def encode(
     """Encode one event so that any text, model output included, round-trips exactly.
 
     Every line of ``data`` (split on CRLF, CR and LF) becomes its own ``data:`` line, so a
-    payload can never end the event early or forge an ``id:``/``event:`` field. ``event`` and
+    payload can never end the event early or forge an ``id:``/``event:`` field. SSE cannot
+    carry a CR, so a decoder receives each CRLF or CR line break as LF. ``event`` and
     ``id`` must not contain line breaks (and ``id`` no NUL); ``ValueError`` otherwise.
     """
     parts: list[str] = []
