@@ -135,9 +135,11 @@ class Decoder:
             # Fast path (OpenAI, Gemini, any data-only stream): split on the separator
             # "\n\ndata: " in C. If no piece before the last one holds a LF (one memchr over
             # their join), every such piece is one whole event of the default type whose
-            # data is the piece. The last piece, with "data: " restored, takes the line rules.
-            parts = data.split(b"\n\ndata: ")
-            last = parts.pop()
+            # data is the piece. The last piece, with "data: " restored, takes the line rules,
+            # unless the read ends exactly at an event's end (over a socket, the usual case).
+            whole = data[-2:] == b"\n\n"
+            parts = (data[:-2] if whole else data).split(b"\n\ndata: ")
+            last = b"" if whole else parts.pop()
             if (
                 parts
                 and b"\n" not in b"".join(parts)
@@ -154,6 +156,8 @@ class Decoder:
                     out = [
                         SSEEvent("message", p.decode("utf-8", "replace"), last_id) for p in parts
                     ]
+                if whole:
+                    return out
                 if b"\n" in last:
                     return self._lines(b"data: " + last, out, raw)
                 # The usual read end: the next event's line, unterminated. Keep it as pieces.
