@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     parser.error(f"unknown command {args.command!r}")  # exits with status 2
+    raise AssertionError("unreachable")  # pragma: no cover - parser.error exits
 
 
 if __name__ == "__main__":  # pragma: no cover

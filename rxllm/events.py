@@ -17,8 +17,8 @@ stream's *first token* (see ``is_content``). Each event may carry the provider's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias, TypeGuard
 
 __all__ = [

@@ -9,6 +9,7 @@ import pytest
 PUBLIC = [
     "rxllm",
     "rxllm.aio",
+    "rxllm.batch",
     "rxllm.chain",
     "rxllm.errors",
     "rxllm.events",
