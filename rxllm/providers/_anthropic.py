@@ -55,14 +55,15 @@ from rxllm.request import Message, Request
 from rxllm.wire import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 from ._base import (
-    _QUOTA_MARKERS,
     DialectBase,
     HttpCall,
     SSEStreamDecoder,
     StreamDecoder,
     body_snippet,
+    is_quota_text,
     load_json_body,
     make_error,
+    merge_extra,
 )
 from ._tools import MAX_ARGUMENTS_BYTES, parse_arguments
 
@@ -175,17 +176,6 @@ def anthropic_tool_choice(choice: str) -> dict[str, Any]:
     return {"type": "tool", "name": choice}
 
 
-def _merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    """Merge ``extra`` into ``body`` last. A mapping merges into a mapping one level deep
-    (``{"output_config": {"effort": "low"}}`` keeps the format); anything else replaces."""
-    for key, value in extra.items():
-        current = body.get(key)
-        if isinstance(value, Mapping) and isinstance(current, dict):
-            body[key] = {**current, **value}
-        else:
-            body[key] = value
-
-
 def _versioned(base_url: str, version: str) -> str:
     base = base_url.rstrip("/")
     return base if base.endswith("/" + version) else f"{base}/{version}"
@@ -221,7 +211,7 @@ def anthropic_error(
     if status < 400:
         cls = ERROR_CLASSES.get(etype or "", ServerError)
         hay = f"{etype or ''} {message} {body_text}".lower()
-        if cls is RateLimited and any(m in hay for m in _QUOTA_MARKERS):
+        if cls is RateLimited and is_quota_text(hay):
             cls = QuotaExhausted
     elif etype == "billing_error":
         cls = QuotaExhausted
@@ -281,7 +271,7 @@ class AnthropicDialect(DialectBase):
             body["output_config"] = {
                 "format": {"type": "json_schema", "schema": dict(request.response_schema)}
             }
-        _merge_extra(body, request.extra)
+        merge_extra(body, request.extra)
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream",

@@ -46,7 +46,9 @@ __all__ = [
     "SSEStreamDecoder",
     "StreamDecoder",
     "error_class_for_status",
+    "is_quota_text",
     "make_error",
+    "merge_extra",
     "parse_retry_after",
 ]
 
@@ -187,7 +189,7 @@ def error_class_for_status(status: int) -> type[ProviderError]:
     return BadRequest
 
 
-_QUOTA_MARKERS = (
+QUOTA_MARKERS = (
     "insufficient_quota",
     "exceeded your current quota",
     "enforced_spend_limit_reached",
@@ -196,6 +198,27 @@ _QUOTA_MARKERS = (
     "quota exceeded for",
     "credit balance is too low",
 )
+
+
+def is_quota_text(text: str) -> bool:
+    """Whether an error's code or message says a quota or spend limit is used up (lowercase)."""
+    return any(marker in text for marker in QUOTA_MARKERS)
+
+
+def merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge a request's ``extra`` into ``body`` last.
+
+    A mapping merges into a mapping one level deep (``{"generationConfig": {"topK": 5}}``
+    keeps the temperature rxllm put there); anything else replaces the value.
+    """
+    for key, value in extra.items():
+        current = body.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            body[key] = {**current, **value}
+        else:
+            body[key] = value
+
+
 _OVERLOAD_MARKERS = ("overloaded", "unavailable")
 
 
@@ -220,7 +243,7 @@ def make_error(
     if cls is None:
         cls = error_class_for_status(status)
         hay = f"{code or ''} {message} {body_text}".lower()
-        if status == 429 and any(m in hay for m in _QUOTA_MARKERS):
+        if status == 429 and is_quota_text(hay):
             cls = QuotaExhausted
         elif cls is ServerError and code and any(m in code.lower() for m in _OVERLOAD_MARKERS):
             cls = Overloaded

@@ -58,7 +58,7 @@ from rxllm.request import Message, Request
 from rxllm.wire import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
 from ._base import (
-    _QUOTA_MARKERS,
+    QUOTA_MARKERS,
     DialectBase,
     HttpCall,
     JSONArrayStreamDecoder,
@@ -68,6 +68,7 @@ from ._base import (
     error_class_for_status,
     load_json_body,
     make_error,
+    merge_extra,
 )
 
 __all__ = [
@@ -106,7 +107,7 @@ STATUS_CLASSES: Final[Mapping[str, type[ProviderError]]] = {
 }
 """Google RPC status to the error class, when an error carries no HTTP ``code``."""
 
-_QUOTA_WORDS = (*_QUOTA_MARKERS, "quota exceeded")
+_QUOTA_WORDS = (*QUOTA_MARKERS, "quota exceeded")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?)s\s*")
 _loads = orjson.loads
 
@@ -195,18 +196,6 @@ def gemini_tool_config(choice: str) -> dict[str, Any]:
     if choice in modes:
         return {"functionCallingConfig": {"mode": modes[choice]}}
     return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice]}}
-
-
-def _merge_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    """Merge ``extra`` into ``body`` last. A mapping merges into a mapping one level deep
-    (``{"generationConfig": {"thinkingConfig": ...}}`` keeps the temperature); anything
-    else replaces."""
-    for key, value in extra.items():
-        current = body.get(key)
-        if isinstance(value, Mapping) and isinstance(current, dict):
-            body[key] = {**current, **value}
-        else:
-            body[key] = value
 
 
 _VERSION_SUFFIX = re.compile(r"/v1(?:alpha|beta)?\d*$")
@@ -344,7 +333,7 @@ class GeminiDialect(DialectBase):
             config["responseJsonSchema"] = dict(request.response_schema)
         if config:
             body["generationConfig"] = config
-        _merge_extra(body, request.extra)
+        merge_extra(body, request.extra)
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream",

@@ -44,6 +44,7 @@ from ._base import (
     body_snippet,
     load_json_body,
     make_error,
+    merge_extra,
 )
 from ._tools import MAX_ARGUMENTS_BYTES, parse_arguments
 
@@ -169,7 +170,7 @@ class OpenAIDialect(DialectBase):
             body["max_tokens"] = request.max_tokens
         if request.stop:
             body["stop"] = list(request.stop)
-        body.update(request.extra)
+        merge_extra(body, request.extra)
         headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
@@ -472,7 +473,9 @@ class OpenAIJSONDecoder(SSEStreamDecoder):
             self._fail(MalformedFrame(f"a JSON completion has an unexpected shape: {exc}"))
         return out
 
-    def _translate(self, out: list[Event]) -> None:
+    def _load_body(self) -> Mapping[str, Any] | None:
+        """The buffered body as a JSON object, or ``None`` after recording why it is not one
+        (not JSON, not an object, or an ``error`` object)."""
         raw = b"".join(self._body)
         try:
             body = _loads(raw)
@@ -482,12 +485,18 @@ class OpenAIJSONDecoder(SSEStreamDecoder):
                     f"a JSON body is not JSON: {exc}", frame=raw[:200].decode("utf-8", "replace")
                 )
             )
-            return
+            return None
         if not isinstance(body, Mapping):
             self._fail(MalformedFrame("a JSON body is not an object"))
-            return
-        if "error" in body:
+            return None
+        if body.get("error"):
             self._fail(inband_error(body["error"], provider=self._prov))
+            return None
+        return body
+
+    def _translate(self, out: list[Event]) -> None:
+        body = self._load_body()
+        if body is None:
             return
         choices = body.get("choices") or [{}]
         msg = choices[0].get("message") or {}

@@ -42,7 +42,14 @@ from rxllm.events import (
 from rxllm.request import Request
 from rxllm.wire import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 
-from ._base import DialectBase, HttpCall, SSEStreamDecoder, StreamDecoder, make_error
+from ._base import (
+    DialectBase,
+    HttpCall,
+    SSEStreamDecoder,
+    StreamDecoder,
+    make_error,
+    merge_extra,
+)
 from ._openai import OpenAIJSONDecoder, openai_error
 from ._tools import MAX_ARGUMENTS_BYTES, parse_arguments
 
@@ -181,7 +188,7 @@ class ResponsesDialect(DialectBase):
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens
         body["stream"] = True
-        body.update(request.extra)
+        merge_extra(body, request.extra)
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -424,21 +431,8 @@ class ResponsesJSONDecoder(OpenAIJSONDecoder):
     __slots__ = ()
 
     def _translate(self, out: list[Event]) -> None:
-        raw = b"".join(self._body)
-        try:
-            body = _loads(raw)
-        except orjson.JSONDecodeError as exc:
-            self._fail(
-                MalformedFrame(
-                    f"a JSON body is not JSON: {exc}", frame=raw[:200].decode("utf-8", "replace")
-                )
-            )
-            return
-        if not isinstance(body, Mapping):
-            self._fail(MalformedFrame("a JSON body is not an object"))
-            return
-        if body.get("error"):
-            self._fail(inband_error(body["error"], provider=self._prov))
+        body = self._load_body()
+        if body is None:
             return
         made_calls = False
         for index, item in enumerate(body.get("output") or ()):
