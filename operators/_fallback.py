@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from rxllm.events import is_content
 from rxllm.typing import Operator
 
 from ._resil import (
     ErrorFilter,
+    HoldBack,
     Lean,
     Slot,
     as_predicate,
@@ -46,26 +46,10 @@ def fallback_(*alternatives: Alternative[_T], on: ErrorFilter | None = None) -> 
             observer: abc.ObserverBase[_T], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             slot = Slot()
-            downstream = observer.on_next
-            held: list[Any] = []
-            live = False  # True once content went downstream: from then on, forward only
+            gate = HoldBack(observer.on_next)
+            on_next = gate.on_next
             index = 0
             stopped = False  # a terminal notification went downstream
-
-            def on_next(event: Any) -> None:
-                nonlocal live
-                if live:
-                    downstream(event)
-                    return
-                content: bool = is_content(event)
-                if content:
-                    live = True
-                    for frame in held:
-                        downstream(frame)
-                    held.clear()
-                    downstream(event)
-                else:
-                    held.append(event)  # lifecycle frame: shown only if content follows
 
             def fail(error: Exception) -> None:
                 nonlocal stopped
@@ -77,13 +61,13 @@ def fallback_(*alternatives: Alternative[_T], on: ErrorFilter | None = None) -> 
                 nonlocal index
                 if stopped:
                     return
-                if live or index >= len(alternatives) or slot.disposed:
+                if gate.live or index >= len(alternatives) or slot.disposed:
                     fail(error)
                     return
                 if not (recoverable(error) and handles(error)):
                     fail(error)
                     return
-                held.clear()  # the failed attempt leaves no trace
+                gate.drop()  # the failed attempt leaves no trace
                 alternative = alternatives[index]
                 index += 1
                 try:
@@ -100,10 +84,7 @@ def fallback_(*alternatives: Alternative[_T], on: ErrorFilter | None = None) -> 
                 if stopped:
                     return
                 stopped = True
-                if not live:
-                    for frame in held:
-                        downstream(frame)
-                    held.clear()
+                gate.flush()  # a stream that ends with no content still shows its frames
                 observer.on_completed()
 
             slot.subscribe(

@@ -34,10 +34,12 @@ from rxllm.errors import (
     ProviderExhausted,
     StreamInterrupted,
 )
+from rxllm.events import is_content
 from rxllm.response import Accumulator, Response
 
 __all__ = [
     "ErrorFilter",
+    "HoldBack",
     "Lean",
     "Predicate",
     "Slot",
@@ -188,6 +190,45 @@ def partial_response(acc: Accumulator, texts: list[str]) -> Response:
     ``append`` per token) and feed every other event to an ``Accumulator``.
     """
     return replace(acc.response(), text="".join(texts))
+
+
+class HoldBack:
+    """The first-token rule's gate: lifecycle frames wait until the first content event.
+
+    ``on_next`` forwards everything once ``live``; before that it holds ``Started`` /
+    ``Usage`` and releases them, in order, just before the first content event. ``drop``
+    forgets a failed attempt's frames (it leaves no trace); ``flush`` lets a stream that
+    ends without any content deliver its frames.
+    """
+
+    __slots__ = ("_downstream", "_held", "live")
+
+    def __init__(self, downstream: Callable[[Any], None]) -> None:
+        self._downstream = downstream
+        self._held: list[Any] = []
+        self.live = False
+
+    def on_next(self, event: Any) -> None:
+        """Forward ``event``, or hold it if it is a lifecycle frame before content."""
+        if self.live:
+            self._downstream(event)
+            return
+        if is_content(event):
+            self.live = True
+            self.flush()
+            self._downstream(event)
+        else:
+            self._held.append(event)
+
+    def drop(self) -> None:
+        """Forget the held frames of an attempt that failed before content."""
+        self._held.clear()
+
+    def flush(self) -> None:
+        """Deliver the held frames now (first content, or completion without content)."""
+        held, self._held = self._held, []
+        for frame in held:
+            self._downstream(frame)
 
 
 class Slot:

@@ -10,11 +10,11 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
 from rxllm.aio import scheduler_for
-from rxllm.events import is_content
 from rxllm.typing import Operator
 
 from ._resil import (
     ErrorFilter,
+    HoldBack,
     Lean,
     Slot,
     as_predicate,
@@ -59,26 +59,10 @@ def retry_(
             sched = scheduler_for(scheduler, subscribe_scheduler)
             slot = Slot()
             timer: list[abc.DisposableBase] = []
-            downstream = observer.on_next
-            held: list[Any] = []
-            live = False
+            gate = HoldBack(observer.on_next)
+            on_next = gate.on_next
             stopped = False  # a terminal notification went downstream
             tries = 1
-
-            def on_next(event: Any) -> None:
-                nonlocal live
-                if live:
-                    downstream(event)
-                    return
-                content: bool = is_content(event)
-                if content:
-                    live = True
-                    for frame in held:
-                        downstream(frame)
-                    held.clear()
-                    downstream(event)
-                else:
-                    held.append(event)
 
             def fail(error: Exception) -> None:
                 nonlocal stopped
@@ -90,7 +74,7 @@ def retry_(
                 nonlocal tries
                 if stopped:
                     return
-                if live or slot.disposed or tries >= attempts:
+                if gate.live or slot.disposed or tries >= attempts:
                     fail(error)
                     return
                 if not (recoverable(error) and handles(error)):
@@ -109,7 +93,7 @@ def retry_(
                 )
                 if retry_after is not None:
                     wait = max(wait, float(retry_after))
-                held.clear()
+                gate.drop()  # the failed attempt leaves no trace
                 slot.clear()
                 tries += 1
                 timer.clear()
@@ -124,10 +108,7 @@ def retry_(
                 if stopped:
                     return
                 stopped = True
-                if not live:
-                    for frame in held:
-                        downstream(frame)
-                    held.clear()
+                gate.flush()  # a stream that ends with no content still shows its frames
                 observer.on_completed()
 
             def subscribe_source() -> None:
