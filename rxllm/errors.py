@@ -356,11 +356,9 @@ class TurnTimeout(RxllmTimeout):
         panelist: str | None,
         partial: Response | None = None,
     ) -> None:
-        from .response import Response  # core types import errors, not the other way
-
         super().__init__(message, timeout=timeout)
         self.panelist = panelist
-        self.partial = partial if partial is not None else Response()
+        self.partial = partial
 
 
 class ConnectTimeout(RxllmTimeout):
