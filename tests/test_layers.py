@@ -131,3 +131,11 @@ def test_no_aiohttp_outside_transport_and_edges() -> None:
                     else [node.module or ""]
                 )
                 assert not any(n.split(".")[0] == "aiohttp" for n in names), module
+
+
+def test_operators_never_import_the_transport() -> None:
+    """Operators are pure Rx: they never reach the transport, whatever the layer order allows."""
+    for module, path in _modules():
+        if module.startswith("rxllm.operators"):
+            bad = sorted(n for n in _imports(module, path) if n.startswith("rxllm.transport"))
+            assert bad == [], f"{module} imports {bad}"
