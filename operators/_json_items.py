@@ -12,6 +12,8 @@ from rxllm.events import TextDelta
 from rxllm.typing import Operator
 from rxllm.wire import JsonStream
 
+from ._resil import subscribe_lean
+
 __all__ = ["JsonItemsObservable", "json_items_"]
 
 
@@ -59,7 +61,7 @@ def _run(
     halted = [False]  # a cell: set by fail() and completion, read everywhere
     on_next = observer.on_next
 
-    def is_halted() -> bool:
+    def is_halted() -> bool:  # (a call, so that type checkers do not narrow the cell)
         return halted[0]
 
     def fail(error: Exception) -> None:
@@ -68,6 +70,9 @@ def _run(
         observer.on_error(error)
 
     def emit() -> None:
+        if len(out) == 1:  # the usual case
+            on_next(out.pop())
+            return
         items = out.copy()
         out.clear()
         for item in items:
@@ -75,25 +80,14 @@ def _run(
                 return
             on_next(item)
 
-    def next_(value: Any) -> None:
-        if is_halted():
-            return
-        cls = value.__class__
-        if cls is str:
-            text = value
-        elif cls is TextDelta:
-            text = value.text
-        else:
-            return  # lifecycle frames, reasoning, tool calls: not the document
-        try:
-            stream.feed(text, out)
-        except JsonAssemblyError as exc:
-            emit()
-            if not is_halted():
-                fail(exc)
-            return
-        if out:
-            emit()
+    def stream_error(exc: JsonAssemblyError) -> None:
+        if not is_halted():
+            fail(exc)
+
+    # Per event: one call, into the stream (which ignores events other than text). Most
+    # deltas complete nothing and cost just that: JsonStream batches them; only a delta
+    # that completes a value emits.
+    next_ = stream.push_handler(out, emit, stream_error, TextDelta)
 
     def error(exc: Exception) -> None:
         if not is_halted():
@@ -125,7 +119,9 @@ def _run(
             halted[0] = True
             observer.on_completed()
 
-    upstream.disposable = spec.source.subscribe(next_, error, completed, scheduler=scheduler)
+    # a Lean upstream (fallback, retry, breaker, timeouts, Chain) calls next_ directly,
+    # without reactivex's AutoDetachObserver in between (see operators/_resil.py)
+    upstream.disposable = subscribe_lean(spec.source, next_, error, completed, scheduler)
     return upstream
 
 

@@ -7,6 +7,7 @@ import sys
 import tracemalloc
 from typing import Any
 
+import ijson
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -319,3 +320,303 @@ def test_tool_arguments_go_through_the_bounded_assembler() -> None:
     assert isinstance(info.value.__cause__, NumberTooLong)
     with pytest.raises(FrameTooLarge):
         parse_arguments('{"a": "' + "x" * 100 + '"}', limit=50)
+
+
+# --- batching, feeding ahead, resynchronising: the bounds and the timing still hold ------
+
+
+class _Recorder:
+    """Stands in for ijson's backend and records every byte the parser is given."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sent: list[list[bytes]] = []
+
+    def _wrap(self, coro: Any) -> Any:
+        log: list[bytes] = []
+        self.sent.append(log)
+
+        class Coro:
+            def send(self, data: bytes) -> Any:
+                log.append(bytes(data))
+                return coro.send(data)
+
+            def close(self) -> Any:
+                return coro.close()
+
+        return Coro()
+
+    def items_coro(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrap(self.real.items_coro(*args, **kwargs))
+
+    def parse_coro(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrap(self.real.parse_coro(*args, **kwargs))
+
+
+def _violations(docs: list[list[bytes]], depth: int, number: int, string: int) -> list[str]:
+    """Bounds broken in what the parser was given (one document per coroutine)."""
+    found = []
+    for log in docs:
+        text = b"".join(log).decode("utf-8", "surrogatepass")
+        level, i, n = 0, 0, len(text)
+        while i < n:
+            c = text[i]
+            if c == '"':
+                j = i + 1
+                while j < n and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+                # (a string cut by StringTooLong may reach the parser one character long)
+                if min(j, n) - i - 1 > string + (j >= n):
+                    found.append(f"string of {min(j, n) - i - 1}")
+                i = j + 1
+            elif c in "{[":
+                level += 1
+                if level > depth:
+                    found.append(f"depth {level}")
+                i += 1
+            elif c in "}]":
+                level -= 1
+                i += 1
+                if level <= 0:
+                    break  # past the document: the parser's own business
+            elif c in "0123456789+-.eE":
+                j = i
+                while j < n and text[j] in "0123456789+-.eE":
+                    j += 1
+                if j - i > number:
+                    found.append(f"number of {j - i}")
+                i = j
+            else:
+                i += 1
+    return found
+
+
+def _feed_recorded(
+    pieces: list[str], prefix: str, **kw: Any
+) -> tuple[list[Any], JsonAssemblyError | None, list[list[bytes]]]:
+    from unittest import mock
+
+    from rxllm.wire import _jsonstream
+
+    recorder = _Recorder(_jsonstream._BACKEND)
+    with mock.patch.object(_jsonstream, "_BACKEND", recorder):
+        stream = JsonStream(prefix, **kw)
+        out: list[Any] = []
+        error = None
+        try:
+            for piece in pieces:
+                stream.feed(piece, out)
+            stream.finish(out)
+        except JsonAssemblyError as exc:
+            error = exc
+    return [x for x in out if not isinstance(x, PartialItem)], error, recorder.sent
+
+
+_sizes = st.lists(st.sampled_from([1, 2, 3, 4, 5, 8, 31, 32, 33, 64, 100, 250]), min_size=1)
+
+
+def _cut(text: str, sizes: list[int]) -> list[str]:
+    pieces, i, k = [], 0, 0
+    while i < len(text):
+        size = sizes[k % len(sizes)]
+        pieces.append(text[i : i + size])
+        i += size
+        k += 1
+    return pieces
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_json, max_size=8),
+    _sizes,
+    st.integers(2, 8),
+    st.integers(3, 30),
+    st.integers(3, 30),
+    st.sampled_from(["people.item", "item", "", "people.item.item"]),
+    st.booleans(),
+)
+def test_parser_never_sees_a_broken_bound(
+    values: list[Any],
+    sizes: list[int],
+    depth: int,
+    number: int,
+    string: int,
+    prefix: str,
+    partial: bool,
+) -> None:
+    """Whatever the chunking, no byte that breaks a bound ever reaches ijson."""
+    doc = {"people": values, "n": [10**12, [[[["x" * 40]]]]]}
+    text = "Sure: " + orjson.dumps(doc).decode() + " (done) " + "[" * 80
+    kw = {"max_depth": depth, "max_number_length": number, "max_string_length": string}
+    _, _, sent = _feed_recorded(_cut(text, sizes), prefix, partial=partial, **kw)
+    assert _violations(sent, depth, number, string) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_json, max_size=8), _sizes, st.booleans())
+def test_container_items_come_with_the_piece_that_closes_them(
+    values: list[Any], sizes: list[int], indent: bool
+) -> None:
+    """Each object or array item is returned by the very feed holding its last bracket."""
+    people = [v if isinstance(v, dict | list) else {"v": v} for v in values]
+    opts = orjson.OPT_INDENT_2 if indent else 0
+    text = orjson.dumps({"people": people, "note": 'x{["]}'}, option=opts).decode()
+    # where each item ends: ijson fed one character at a time says so
+    ends: list[int] = []
+    got: list[Any] = []
+    coro = ijson.get_backend("yajl2_c").items_coro(_ListSink(got), "people.item", use_float=True)
+    for i, char in enumerate(text.encode()):
+        coro.send(bytes([char]))
+        ends.extend([i] * (len(got) - len(ends)))
+    # the text is ASCII only in its structure; map byte offsets back to characters
+    offsets = [len(text.encode()[: e + 1].decode("utf-8", "ignore")) - 1 for e in ends]
+    stream = JsonStream("people.item")
+    position = 0
+    emitted: list[tuple[int, int]] = []  # (first character, last character) of each feed
+    for piece in _cut(text, sizes):
+        got_now = stream.feed(piece)
+        emitted.extend([(position, position + len(piece) - 1)] * len(got_now))
+        position += len(piece)
+    stream.finish()
+    assert len(emitted) == len(people)
+    for (first, last), end in zip(emitted, offsets, strict=True):
+        assert first <= end <= last
+
+
+class _ListSink:
+    def __init__(self, items: list[Any]) -> None:
+        self.send = items.append
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_json, max_size=6),
+    _sizes,
+    st.sampled_from(["people.item", "item", ""]),
+    st.integers(2, 10),
+    st.integers(3, 40),
+)
+def test_push_handler_matches_feed(
+    values: list[Any], sizes: list[int], prefix: str, depth: int, string: int
+) -> None:
+    """push_handler gives the values and the error feed gives, piece for piece."""
+    text = "ok: " + orjson.dumps({"people": values}).decode() + " [" * 12
+    pieces = _cut(text, sizes)
+    kw = {"max_depth": depth, "max_string_length": string}
+    by_feed: list[Any] = []
+    feed_error: Exception | None = None
+    stream = JsonStream(prefix, **kw)
+    try:
+        for piece in pieces:
+            stream.feed(piece, by_feed)
+    except JsonAssemblyError as exc:
+        feed_error = exc
+    by_push: list[Any] = []
+    out: list[Any] = []
+    errors: list[JsonAssemblyError] = []
+
+    def values_ready() -> None:
+        by_push.extend(out)
+        out.clear()
+
+    push = JsonStream(prefix, **kw).push_handler(out, values_ready, errors.append)
+    for piece in pieces:
+        push(piece)
+        if errors:
+            break
+    push(12345)  # not text: ignored
+    assert by_push == by_feed
+    assert type(errors[0] if errors else None) is type(feed_error)
+    if feed_error is not None:
+        assert errors[0].offset == feed_error.offset  # type: ignore[attr-defined]
+
+
+def test_escapes_count_toward_the_string_bound() -> None:
+    """A string over max_string_length only through its escapes is StringTooLong, also
+    inside an item, where the scanner skips whole strings."""
+    string = '"' + "\\n" * 6 + '"'  # 12 characters of JSON text between the quotes
+    for text in (f"[{string}]", f'[[{string}], {{"s": {string}}}]'):
+        for pieces in ([text], list(text), _cut(text, [33])):
+            with pytest.raises(StringTooLong):
+                _run(pieces, "item", max_string_length=10)
+        assert _run([text], "item", max_string_length=12)
+
+
+@pytest.mark.parametrize("size", [3, 7, 40, 64])
+def test_number_over_many_pieces_inside_an_item(size: int) -> None:
+    """A number literal spread over many pieces is bounded before the parser sees it."""
+    text = '{"people": [{"a": [1, ' + "7" * 150 + "]}]}"
+    _, error, sent = _feed_recorded(_cut(text, [size]), "people.item")
+    assert isinstance(error, NumberTooLong)
+    assert _violations(sent, 64, 100, 1 << 20) == []
+
+
+def test_lone_surrogate_escape_is_invalid_json() -> None:
+    """A string holding half a surrogate pair is InvalidJson, not UnicodeDecodeError."""
+    stream = JsonStream("item")
+    stream.feed('[{"a": "\\ud83d')
+    with pytest.raises(InvalidJson):
+        stream.feed('x\\ude00"}]')
+
+
+def test_digits_after_a_document_fed_ahead() -> None:
+    """Prose made of digits right after a document, in long pieces, is just prose."""
+    text = '{"people": [{"a": 1}, {"a": 2}]}\n' + "9" * 40 + " and then some more prose."
+    assert _run(_cut(text, [33]), "people.item") == [{"a": 1}, {"a": 2}]
+
+
+def test_empty_key_above_the_prefix() -> None:
+    """ijson joins an empty key as nothing: such items still come at their delimiter."""
+    stream = JsonStream("item")
+    out = [stream.feed(c) for c in '{"": [1, 2, {"b": 3}]}']
+    assert [i for i, got in enumerate(out) if got] == [7, 10, 19]  # the commas, the brace
+    assert [x for got in out for x in got] == [1, 2, {"b": 3}]
+
+
+def test_duplicate_keys_in_long_pieces() -> None:
+    """A prefix array then an object with a key "item": long pieces agree with one piece."""
+    text = '{"people": [{"a": 1}, {"a": [2]}], "people": {"item": {"b": 2}, "x": {"c": 3}}}'
+    whole = _run([text], "people.item")
+    assert whole == [{"a": 1}, {"a": [2]}, {"b": 2}]
+    for size in (32, 33, 40, 64):
+        assert _run(_cut(text, [size]), "people.item") == whole
+
+
+def test_item_too_large_in_long_pieces() -> None:
+    """max_item_bytes holds for items fed ahead of the scanner, too."""
+    small = [{"n": i, "s": "x" * 10} for i in range(20)]
+    big = {"n": 99, "s": "y" * 400}
+    text = orjson.dumps({"people": [*small, big, *small]}).decode()
+    for size in (4, 32, 64, 200):
+        items, error, _ = _feed_recorded(_cut(text, [size]), "people.item", max_item_bytes=300)
+        assert isinstance(error, ItemTooLarge)
+        assert items == small
+
+
+def test_documents_in_long_pieces() -> None:
+    """Whole documents (prefix "") between prose come out alike in long pieces."""
+    for docs in (
+        [{"a": [i, {"b": "x}" * i}]} for i in range(6)],
+        # one brace each: the piece that ends one is known to end it exactly there
+        [{f"k{k}": ["x" * 30] for k in range(6)} | {"n": [i]} for i in range(6)],
+    ):
+        text = " and ".join("doc: " + orjson.dumps(d).decode() for d in docs) + " end [ok]."
+        for size in (1, 4, 32, 40, 64, len(text)):
+            assert _run(_cut(text, [size]), "") == docs
+        one = orjson.dumps(docs[-1]).decode()  # the text ends with the document
+        for tail in ("", "\n```"):
+            for size in (4, 32, 33, 64):
+                assert _run(_cut(one + tail, [size]), "") == docs[-1:]
+
+
+def test_bad_json_then_the_end_is_invalid() -> None:
+    """Malformed JSON in text that completed nothing is InvalidJson at the end, not
+    IncompleteJson, however the text was cut."""
+    text = '{"people": [{"a": 1}, {"b": [1 2], "c": "d'
+    for size in (1, 3, 4, 7, 64):
+        stream = JsonStream("people.item")
+        out: list[Any] = []
+        with pytest.raises(InvalidJson):  # noqa: PT012 - either call may notice it
+            _feed_all(stream, _cut(text, [size]), out)
+            stream.finish(out)
+        assert out == [{"a": 1}]
