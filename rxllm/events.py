@@ -141,6 +141,7 @@ _LIFECYCLE_TYPES: Final = (Started, Usage, Finished)
 # positional builders, which set the slots directly (about 200 ns) and give an identical
 # object. They are private: user code should call the classes.
 
+
 def _setter(cls: type, name: str) -> Callable[[Any, Any], None]:
     setter: Callable[[Any, Any], None] = cls.__dict__[name].__set__
     return setter
