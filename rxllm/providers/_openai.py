@@ -251,24 +251,21 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
                     choice = chunk["choices"][0]
                     delta = choice["delta"]
                     content = delta["content"]
-                    finish = choice["finish_reason"]
-                    index = choice["index"]
-                except Exception:  # noqa: BLE001, S110 - any other shape: the general path
-                    pass
-                else:
                     if (
-                        content
-                        and finish is None
-                        and len(delta) == 1
+                        len(delta) == 1
                         and content.__class__ is str
-                        and index == 0
-                        and chunk.get("usage") is None
+                        and content
+                        and choice["finish_reason"] is None
+                        and choice["index"] == 0
+                        and ("usage" not in chunk or chunk["usage"] is None)
                     ):
                         ev = _new(TextDelta)
                         _set_text(ev, content)
                         _set_raw(ev, chunk)
                         append(ev)
                         continue
+                except Exception:  # noqa: BLE001, S110 - any other shape: the general path
+                    pass
             if self._run([item], out):
                 break
         return out

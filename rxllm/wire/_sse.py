@@ -57,7 +57,6 @@ class Decoder:
         "_head",
         "_id",
         "_pieces",
-        "_pieces_len",
         "_special",
         "_started",
         "last_event_id",
@@ -72,7 +71,6 @@ class Decoder:
         self.last_event_id = ""
         self.retry: int | None = None
         self._pieces: list[bytes] = []  # the unterminated tail: never contains CR or LF
-        self._pieces_len = 0
         self._head = b""  # bytes held while deciding whether the stream starts with a BOM
         self._started = False
         # True while the next read needs the slow prologue: before the BOM is decided, after
@@ -113,60 +111,62 @@ class Decoder:
             if data[-1] == 13:  # its LF may start the next read
                 self._special = True
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        pieces = self._pieces  # mutated in place, never replaced
+        limit = self.max_event_bytes
         if b"\n" not in data:
             # No line end: keep the piece, and join the pieces once a line end arrives, so a
             # long line costs linear time however finely it is split.
-            self._pieces.append(data)
-            self._pieces_len += len(data)
-            if self._pieces_len > self.max_event_bytes:
+            pieces.append(data)
+            if sum(map(len, pieces)) > limit:
                 self._fail()
-                raise FrameTooLarge(
-                    f"an SSE line is longer than {self.max_event_bytes} bytes",
-                    limit=self.max_event_bytes,
-                )
+                raise FrameTooLarge(f"an SSE line is longer than {limit} bytes", limit=limit)
             return []
-        if self._pieces:
-            self._pieces.append(data)
-            data = b"".join(self._pieces)
-            self._pieces = []
-            self._pieces_len = 0
+        if pieces:
+            pieces.append(data)
+            data = b"".join(pieces)
+            pieces.clear()
+        if data[:6] != b"data: " or self._data or self._event:
+            return self._lines(data, [], raw)
+        # Fast path (OpenAI, Gemini, any data-only stream): split on the separator
+        # "\n\ndata: " in C. If no piece before the last one holds a LF (one memchr over
+        # their join), every such piece is one whole event of the default type whose data is
+        # the piece. The last piece, with "data: " restored, takes the line rules, unless the
+        # read ends exactly at an event's end (over a socket, the usual case).
+        whole = data[-2:] == b"\n\n"
+        parts = (data[:-2] if whole else data).split(b"\n\ndata: ")
+        last = b"" if whole else parts.pop()
+        if not parts or b"\n" in b"".join(parts):
+            return self._lines(data, [], raw)
+        if len(data) > limit and max(map(len, parts)) > limit - 6:
+            return self._lines(data, [], raw)  # every line, "data: " included, in bounds
+        parts[0] = parts[0][6:]
+        self.last_event_id = last_id = self._id
         out: list[bytes | SSEEvent]
-        if data[:6] == b"data: " and not self._data and not self._event:
-            # Fast path (OpenAI, Gemini, any data-only stream): split on the separator
-            # "\n\ndata: " in C. If no piece before the last one holds a LF (one memchr over
-            # their join), every such piece is one whole event of the default type whose
-            # data is the piece. The last piece, with "data: " restored, takes the line rules,
-            # unless the read ends exactly at an event's end (over a socket, the usual case).
-            whole = data[-2:] == b"\n\n"
-            parts = (data[:-2] if whole else data).split(b"\n\ndata: ")
-            last = b"" if whole else parts.pop()
-            if (
-                parts
-                and b"\n" not in b"".join(parts)
-                and (  # every line, "data: " included, within the line bound
-                    len(data) <= self.max_event_bytes
-                    or max(map(len, parts)) <= self.max_event_bytes - 6
-                )
-            ):
-                parts[0] = parts[0][6:]
-                self.last_event_id = last_id = self._id
-                if raw:
-                    out = parts  # type: ignore[assignment]
-                else:
-                    out = [
-                        SSEEvent("message", p.decode("utf-8", "replace"), last_id) for p in parts
-                    ]
-                if whole:
-                    return out
-                if b"\n" in last:
-                    return self._lines(b"data: " + last, out, raw)
-                # The usual read end: the next event's line, unterminated. Keep it as pieces.
-                self._pieces = [b"data: ", last]
-                self._pieces_len = 6 + len(last)
-                if self._pieces_len > self.max_event_bytes:
-                    return self._lines(b"data: " + last, out, raw)  # raises FrameTooLarge
-                return out
-        return self._lines(data, [], raw)
+        if raw:
+            out = parts  # type: ignore[assignment]
+        else:
+            out = [SSEEvent("message", p.decode("utf-8", "replace"), last_id) for p in parts]
+        if whole:
+            return out
+        if b"\n" in last:
+            # The read ended inside the blank line or the next "data: " prefix: when the
+            # event itself is complete (one line, then a blank line), emit it and keep the
+            # cut prefix as the tail; otherwise the line rules decide.
+            event, blank, rest = last.partition(b"\n\n")
+            if not blank or b"\n" in event or b"\n" in rest or len(event) > limit - 6:
+                return self._lines(b"data: " + last, out, raw)
+            out.append(
+                event if raw else SSEEvent("message", event.decode("utf-8", "replace"), last_id)
+            )
+            if rest:
+                pieces.append(rest)
+            return out
+        # The usual read end: the next event's line, unterminated. Keep it as pieces.
+        if len(last) > limit - 6:
+            return self._lines(b"data: " + last, out, raw)  # raises FrameTooLarge
+        pieces.append(b"data: ")
+        pieces.append(last)
+        return out
 
     def _lines(self, data: bytes, out: list[bytes | SSEEvent], raw: bool) -> list[bytes | SSEEvent]:
         """The line-by-line rules for ``data``; its unterminated tail is kept for later."""
@@ -192,8 +192,7 @@ class Decoder:
         else:
             tail = data
         if tail:
-            self._pieces = [tail]
-            self._pieces_len = len(tail)
+            self._pieces.append(tail)
             if len(tail) > self.max_event_bytes:
                 self._fail()
                 raise FrameTooLarge(
@@ -251,8 +250,7 @@ class Decoder:
     def finish(self) -> list[SSEEvent]:
         """End of stream: "any pending data must be discarded" (an unterminated event never
         fires). Returns no events; the decoder is reset for a new stream."""
-        self._pieces = []
-        self._pieces_len = 0
+        self._pieces.clear()
         self._head = b""
         self._data = []
         self._data_size = 0
@@ -326,8 +324,7 @@ class Decoder:
     def _fail(self) -> None:
         self._failed = True
         self._special = True
-        self._pieces = []
-        self._pieces_len = 0
+        self._pieces.clear()
         self._data = []
         self._data_size = 0
 
