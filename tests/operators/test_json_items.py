@@ -121,3 +121,69 @@ def test_bad_arguments_fail_early() -> None:
     """Invalid bounds are rejected when the operator is built."""
     with pytest.raises(ValueError, match="max_depth"):
         json_items(max_depth=0)
+
+
+def test_depth_bomb_in_small_deltas_inside_an_item() -> None:
+    """Opening brackets four at a time inside an item end in DepthExceeded, as an error
+    notification (never raised at the source), after the items before them."""
+    subject: reactivex.subject.Subject[str] = reactivex.subject.Subject()
+    items: list[Any] = []
+    errors: list[Exception] = []
+    subject.pipe(json_items()).subscribe(items.append, errors.append)
+    for piece in ['[{"a": 1}, [', *(["[[[["] * 30)]:
+        subject.on_next(piece)  # does not raise
+    assert items == [{"a": 1}]
+    assert len(errors) == 1
+    assert isinstance(errors[0], DepthExceeded)
+    assert errors[0].offset == 11 + 63  # the 65th bracket
+
+
+def test_each_item_arrives_with_the_delta_that_closes_it() -> None:
+    """In 4-character deltas each object item is emitted by the delta with its brace."""
+    people = [{"name": f"n{i}", "tags": ["a]", "{b"], "bio": 'x "y" {z}'} for i in range(30)]
+    text = orjson.dumps({"people": people}, option=orjson.OPT_INDENT_2).decode()
+    subject: reactivex.subject.Subject[str] = reactivex.subject.Subject()
+    items: list[Any] = []
+    subject.pipe(json_items("people.item")).subscribe(items.append)
+    closing = [text.index("\n    }", text.index(f'"n{i}"')) + 5 for i in range(30)]
+    for start in range(0, len(text), 4):
+        subject.on_next(text[start : start + 4])
+        assert len(items) == sum(1 for end in closing if end < start + 4)
+    subject.on_completed()
+    assert items == people
+
+
+def test_lean_upstream_is_called_directly() -> None:
+    """A Lean upstream (fallback, retry...) calls json_items directly; errors and
+    disposal pass as with any upstream."""
+    from rxllm.operators._resil import Lean
+
+    disposed: list[bool] = []
+
+    def subscribe(observer: abc.ObserverBase[Any], _: Any = None) -> abc.DisposableBase:
+        for piece in ['{"people": [{"n": 1}, ', TextDelta(text='{"n": 2}]}'), Usage()]:
+            observer.on_next(piece)
+        observer.on_completed()
+        return Disposable(lambda: disposed.append(True))
+
+    items, error, done = _collect(Lean(subscribe).pipe(json_items("people.item")))
+    assert (items, error, done) == ([{"n": 1}, {"n": 2}], None, True)
+
+    boom = RuntimeError("boom")
+
+    def failing(observer: abc.ObserverBase[Any], _: Any = None) -> abc.DisposableBase:
+        observer.on_next("[1, ")
+        observer.on_error(boom)
+        return Disposable(lambda: disposed.append(True))
+
+    items, error, done = _collect(Lean(failing).pipe(json_items()))
+    assert (items, error, done) == ([1], boom, False)
+
+    def bomb(observer: abc.ObserverBase[Any], _: Any = None) -> abc.DisposableBase:
+        observer.on_next("[" * 80)
+        return Disposable(lambda: disposed.append(True))
+
+    disposed.clear()
+    _, error, _ = _collect(Lean(bomb).pipe(json_items()))
+    assert isinstance(error, DepthExceeded)
+    assert disposed == [True]

@@ -95,3 +95,14 @@ def test_throttled_by_time_in_virtual_time() -> None:
         (400, {"n": [1, 2, 3, 4]}),
     ]
     assert results.messages[-1].time == 500
+
+
+def test_final_snapshot_for_any_delta_size() -> None:
+    """The last snapshot is the whole document whatever the deltas' size."""
+    doc = {"people": [{"n": i, "s": "x{]" * i} for i in range(10)], "done": True}
+    text = "ok " + str(doc).replace("'", '"').replace("True", "true") + " bye"
+    for size in (1, 4, 32, 33, 64, 1000):
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        out, error = _snap(pieces, every_chars=50)
+        assert error is None
+        assert out[-1] == doc

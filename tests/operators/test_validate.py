@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -252,3 +253,31 @@ def test_remote_ref_fails_without_socket(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(SchemaError):
         validate({"$ref": "https://json.example.org/schema.json"})
     assert attempts == []
+
+
+@pytest.mark.parametrize("size", [1, 4, 31, 32, 64, 500])
+def test_same_outcome_for_any_delta_size(size: int) -> None:
+    """Fused with json_items, validate skips, patches and halts alike whatever the
+    deltas' size (long deltas reach the parser ahead of the scanner)."""
+    people = [{"name": f"p{i}", "age": i} for i in range(12)]
+    people[5]["age"] = "5"  # patchable
+    people[8]["x"] = 1  # forbidden property
+    text = "Here: " + json.dumps({"people": people}, indent=2) + "\nDone."
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+
+    def run(policy: Any) -> tuple[list[Any], Exception | None]:
+        source = reactivex.from_iterable(pieces)
+        return _run(source.pipe(json_items("people.item"), validate(PERSON, on_invalid=policy)))
+
+    skipped, error = run("skip")
+    assert error is None
+    assert [p["name"] for p in skipped] == [f"p{i}" for i in range(12) if i not in (5, 8)]
+    patched, error = run("patch")
+    assert error is None
+    assert len(patched) == 12
+    assert patched[5]["age"] == 5
+    assert "x" not in patched[8]
+    halted, error = run("halt")
+    assert [p["name"] for p in halted] == ["p0", "p1", "p2", "p3", "p4"]
+    assert isinstance(error, ValidationHalted)
+    assert error.index == 5
