@@ -32,26 +32,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import gc
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from _support import cpu_seconds, simulator  # benchmarks/ is on sys.path when run
 from reactivex import Observable
 
 import rxllm
@@ -78,57 +75,6 @@ class Samples:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     sim_cpu: list[float] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; NaN elsewhere)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def simulator() -> Iterator[tuple[str, int]]:
-    """Start ``python -m rxllm sim`` answering MODEL with TOKENS tokens; (base URL, pid)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp, "scenarios.json")
-        spec.write_text(json.dumps({MODEL: {"tokens": TOKENS}}), encoding="utf-8")
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rxllm", "sim", "--port", str(port), "--scenarios", str(spec)],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the simulator exited with {proc.returncode}")
-                try:
-                    with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield url + "/v1", proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def rows(n: int) -> list[dict[str, object]]:
@@ -294,11 +240,11 @@ async def measure(url: str, sim_pid: int, n: int, runs: int) -> dict[str, Sample
             counter += 1
             out = Path(tmp, f"out-{counter}.jsonl")  # a fresh file: nothing to resume
             gc.collect()
-            sim0, cpu0, t0 = _cpu_seconds(sim_pid), time.process_time(), time.perf_counter()
+            sim0, cpu0, t0 = cpu_seconds(sim_pid), time.process_time(), time.perf_counter()
             texts = await clients[name](out)
             wall = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
-            sim = (_cpu_seconds(sim_pid) - sim0) / wall
+            sim = (cpu_seconds(sim_pid) - sim0) / wall
             if len(texts) != n or any(t != expected for t in texts.values()):
                 raise AssertionError(f"{name}: wrong answers")
             check_and_remove(out, n, name)
@@ -374,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args(argv)
     print(f"bench_batch: {args.rows:,} rows x {args.runs} runs x {len(PATHS)} clients")
-    with simulator() as (url, pid):
+    with simulator({MODEL: {"tokens": TOKENS}}) as (url, pid):
         samples = asyncio.run(measure(url, pid, args.rows, args.runs))
     text = table(samples, args.rows)
     print()

@@ -40,26 +40,21 @@ Run: ``.venv/bin/python benchmarks/bench_transport.py`` (about two minutes on 2 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import gc
-import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import openai
 import orjson
+from _support import cpu_seconds, simulator  # benchmarks/ is on sys.path when run
 
 import rxllm
 from rxllm.events import TextDelta
@@ -115,58 +110,6 @@ class Samples:
 
 
 # -- the simulator, in its own process ---------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; NaN elsewhere)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def simulator() -> Iterator[tuple[str, int]]:
-    """Start ``python -m rxllm sim`` with one scenario per case; yield (base URL, pid)."""
-    scenarios = {c.model: {"tokens": c.tokens, "chunk_tokens": c.chunk_tokens} for c in CASES}
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp, "scenarios.json")
-        spec.write_text(json.dumps(scenarios), encoding="utf-8")
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rxllm", "sim", "--port", str(port), "--scenarios", str(spec)],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the simulator exited with {proc.returncode}")
-                try:
-                    with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
-                        if resp.status == 200:
-                            break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield url + "/v1", proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 # -- the three clients: each returns (text, number of text deltas) -------------------------
@@ -273,10 +216,10 @@ async def measure(url: str, sim_pid: int, runs: int) -> dict[tuple[str, str], Sa
 
     async def once(case: Case, path: str) -> tuple[float, float, float]:
         gc.collect()
-        sim0, cpu0, t0 = _cpu_seconds(sim_pid), time.process_time(), time.perf_counter()
+        sim0, cpu0, t0 = cpu_seconds(sim_pid), time.process_time(), time.perf_counter()
         results = await runners[path](case)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        sim = _cpu_seconds(sim_pid) - sim0
+        sim = cpu_seconds(sim_pid) - sim0
         for text, deltas in results:
             if text != expected[case.key] or deltas not in (case.deltas, -1):
                 raise AssertionError(
@@ -417,7 +360,9 @@ def main() -> int:
     if "--runs" in sys.argv:
         runs = max(1, int(sys.argv[sys.argv.index("--runs") + 1]))
     load = _load()
-    with simulator() as (url, pid):
+    with simulator(
+        {c.model: {"tokens": c.tokens, "chunk_tokens": c.chunk_tokens} for c in CASES}
+    ) as (url, pid):
         samples = asyncio.run(measure(url, pid, runs))
     fig = figures(samples)
     report = table(fig, runs)
