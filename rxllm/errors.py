@@ -107,6 +107,7 @@ __all__ = [
     "WireError",
     "error_kind",
     "redact",
+    "scrub",
 ]
 
 MAX_MESSAGE = 2048
@@ -136,6 +137,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     if len(text) > MAX_MESSAGE:
         text = text[: MAX_MESSAGE - 3] + "..."
     return text
+
+
+def scrub(error: BaseException, secrets: Iterable[str]) -> None:
+    """Redact ``secrets`` from an rxllm error's message in place (after it was built)."""
+    message = getattr(error, "message", None)
+    if isinstance(message, str):
+        clean = redact(message, secrets)
+        if clean != message:
+            error.message = clean  # type: ignore[attr-defined]
+            error.args = (clean,)
 
 
 class RxllmError(Exception):

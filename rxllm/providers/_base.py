@@ -30,7 +30,7 @@ from rxllm.errors import (
     ServerError,
     StreamInterrupted,
     WireError,
-    redact,
+    scrub,
 )
 from rxllm.events import Event, Started
 from rxllm.request import Request
@@ -498,7 +498,7 @@ class ResponseReader:
         if isinstance(error, ProviderError) and error.provider is None:
             error.provider = self.provider
         if self._secrets and isinstance(error, Exception):
-            _scrub(error, self._secrets)
+            scrub(error, self._secrets)
         if not self._acc.content_seen or isinstance(error, StreamInterrupted):
             return error
         return StreamInterrupted(
@@ -510,15 +510,6 @@ class ResponseReader:
     def partial(self) -> Any:
         """The ``Response`` folded so far."""
         return self._acc.response()
-
-
-def _scrub(error: Exception, secrets: tuple[str, ...]) -> None:
-    msg = getattr(error, "message", None)
-    if isinstance(msg, str):
-        clean = redact(msg, secrets)
-        if clean != msg:
-            error.message = clean  # type: ignore[attr-defined]
-            error.args = (clean,)
 
 
 class DialectBase:

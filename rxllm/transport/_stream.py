@@ -28,6 +28,7 @@ from rxllm.errors import (
     RxllmError,
     TransportError,
     redact,
+    scrub,
 )
 from rxllm.events import Event
 from rxllm.providers import Dialect, HttpCall, ResponseReader
@@ -148,7 +149,7 @@ async def _run(
         if not 200 <= status < 300:
             body = await _read_bounded(response, MAX_ERROR_BODY)
             error = dialect.parse_error(status, headers, body)
-            _scrub(error, secrets)
+            scrub(error, secrets)
             clean = True
             observer.on_error(error)
             return
@@ -239,15 +240,6 @@ def _exception(error: BaseException) -> Exception:
 
 def _describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
     return redact(f"{type(exc).__name__}: {exc}", secrets)
-
-
-def _scrub(error: Exception, secrets: tuple[str, ...]) -> None:
-    message = getattr(error, "message", None)
-    if isinstance(message, str) and secrets:
-        clean = redact(message, secrets)
-        if clean != message:
-            error.message = clean  # type: ignore[attr-defined]
-            error.args = (clean,)
 
 
 def _url_for_log(url: str) -> str:
